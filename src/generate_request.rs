@@ -175,7 +175,7 @@ mod lenient {
         match Option::<NumOrText>::deserialize(d)? {
             None => Ok(None),
             Some(NumOrText::Int(n)) => Ok(Some(n)),
-            Some(NumOrText::Float(f)) if f.fract() == 0.0 && f >= 0.0 && f < 1e15 => {
+            Some(NumOrText::Float(f)) if f.fract() == 0.0 && (0.0..1e15).contains(&f) => {
                 Ok(Some(f as u64))
             }
             Some(NumOrText::Text(s)) if s.trim().parse::<u64>().is_ok() => {

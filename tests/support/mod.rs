@@ -2,5 +2,5 @@
 #![allow(dead_code)]
 
 pub mod fake_anthropic;
-// pub mod gateway;
+pub mod gateway;
 pub mod redis;

@@ -677,3 +677,62 @@ fn read_resp(r: &mut impl BufRead) -> io::Result<Resp> {
         _ => return Err(io::Error::other(format!("unexpected RESP line {line:?}"))),
     })
 }
+
+/// A `MONITOR` connection: every command the server runs, as it runs it. Commands run inside
+/// a Lua script are marked `[0 lua]`, so the client round trips are the other lines.
+pub struct Monitor {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RedisServer {
+    /// Starts monitoring (plain servers only); commands sent before this returns are not seen.
+    pub async fn monitor(&self) -> Monitor {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("monitor connects");
+        let (read, mut write) = stream.into_split();
+        write
+            .write_all(b"*1\r\n$7\r\nMONITOR\r\n")
+            .await
+            .expect("MONITOR is sent");
+        let mut reader = tokio::io::BufReader::new(read).lines();
+        let first = reader.next_line().await.expect("MONITOR answers");
+        assert_eq!(first.as_deref(), Some("+OK"), "MONITOR refused");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let task = tokio::spawn(async move {
+            let _keep_open = write;
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Monitor { lines, task }
+    }
+}
+
+impl Monitor {
+    /// Client round trips seen so far (script-internal commands excluded), e.g. `"evalsha" ...`.
+    pub fn round_trips(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| !l.contains(" lua]"))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits briefly so lines still in flight arrive, then returns the round trips.
+    pub async fn settle(&self) -> Vec<String> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.round_trips()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
