@@ -85,6 +85,48 @@ pub struct Config {
     pub pricing_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_prompts: bool,
+    /// Answer from the offline mock even with a key, or on Lambda (demos, the cargo-lambda loop).
+    pub mock_upstream: bool,
+    /// Anthropic prompt caching of the system prompt on `/v1/generate`.
+    pub prompt_cache: bool,
+    pub prompt_cache_ttl: PromptCacheTtl,
+    /// Rules for `"model": "auto"`, first match wins.
+    pub routing_rules: Vec<RoutingRule>,
+    /// Where the daily summary is posted (a Make.com or Slack webhook); a secret.
+    pub summary_webhook_url: Option<SecretString>,
+}
+
+/// How long Anthropic keeps a prompt-cache entry; the 1 h one costs 2× input to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptCacheTtl {
+    FiveMinutes,
+    OneHour,
+}
+
+/// One routing rule: prompts of at most `max_words` words (no bound when absent) go to `model`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    pub max_words: Option<usize>,
+    pub model: String,
+}
+
+/// Short prompts to Haiku, middling ones to Sonnet, long ones to Opus.
+pub fn default_routing_rules() -> Vec<RoutingRule> {
+    vec![
+        RoutingRule {
+            max_words: Some(50),
+            model: "claude-haiku-4-5".into(),
+        },
+        RoutingRule {
+            max_words: Some(400),
+            model: "claude-sonnet-4-6".into(),
+        },
+        RoutingRule {
+            max_words: None,
+            model: "claude-opus-4-6".into(),
+        },
+    ]
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -113,11 +155,14 @@ impl Config {
         };
 
         let anthropic_api_key = env.get("ANTHROPIC_API_KEY").map(SecretString::from);
-        if runtime == Runtime::Lambda && anthropic_api_key.is_none() {
+        if runtime == Runtime::Lambda
+            && anthropic_api_key.is_none()
+            && !env.parse_bool("MOCK_UPSTREAM", false)?
+        {
             return Err(ConfigError {
                 var: "ANTHROPIC_API_KEY",
-                problem: "is required on Lambda (the offline mock is for local use only)".into(),
-                accepted: "an Anthropic API key",
+                problem: "is required on Lambda".into(),
+                accepted: "an Anthropic API key (or MOCK_UPSTREAM=true for an offline demo)",
             });
         }
         let gateway_keys = parse_gateway_keys(env.get("GATEWAY_API_KEYS"))?;
@@ -149,6 +194,7 @@ impl Config {
 
         let cache_max_ttl_secs = env.parse_range("CACHE_MAX_TTL_SECS", 2_592_000, 1, u64::MAX)?;
         let daily_budget_usd = env.parse_opt_f64("DAILY_BUDGET_USD")?;
+        let mock_upstream = env.parse_bool("MOCK_UPSTREAM", false)?;
         let config = Config {
             runtime,
             bind: env.parse_with("BIND", "127.0.0.1:3000", "an address like 127.0.0.1:3000")?,
@@ -223,6 +269,33 @@ impl Config {
                 }
             },
             log_prompts: env.parse_bool("LOG_PROMPTS", false)?,
+            mock_upstream,
+            prompt_cache: env.parse_bool("PROMPT_CACHE", true)?,
+            prompt_cache_ttl: match env.get("PROMPT_CACHE_TTL").as_deref() {
+                None | Some("5m") => PromptCacheTtl::FiveMinutes,
+                Some("1h") => PromptCacheTtl::OneHour,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "PROMPT_CACHE_TTL",
+                        problem: format!("{other:?} is not a prompt-cache lifetime"),
+                        accepted: "5m or 1h",
+                    });
+                }
+            },
+            routing_rules: parse_routing_rules(env.get("ROUTING_RULES"))?,
+            summary_webhook_url: match env.get("SUMMARY_WEBHOOK_URL") {
+                None => None,
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                    Some(SecretString::from(url))
+                }
+                Some(_) => {
+                    return Err(ConfigError {
+                        var: "SUMMARY_WEBHOOK_URL",
+                        problem: "is not an http(s) URL".into(),
+                        accepted: "a webhook URL such as https://hook.eu1.make.com/...",
+                    });
+                }
+            },
         };
         Ok(config)
     }
@@ -368,6 +441,36 @@ fn parse_gateway_keys(raw: Option<String>) -> Result<Vec<GatewayKey>, ConfigErro
         });
     }
     Ok(keys)
+}
+
+fn parse_routing_rules(raw: Option<String>) -> Result<Vec<RoutingRule>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(default_routing_rules());
+    };
+    let accepted = r#"a JSON list like [{"max_words":50,"model":"claude-haiku-4-5"},{"model":"claude-sonnet-4-6"}], the last rule without max_words"#;
+    let rules: Vec<RoutingRule> = serde_json::from_str(&raw).map_err(|e| ConfigError {
+        var: "ROUTING_RULES",
+        problem: format!("is not valid: {e}"),
+        accepted,
+    })?;
+    let problem = if rules.is_empty() {
+        Some("has no rules".to_string())
+    } else if rules.last().is_some_and(|r| r.max_words.is_some()) {
+        Some("has no catch-all: the last rule must have no max_words".to_string())
+    } else {
+        rules
+            .iter()
+            .find(|r| r.model.trim().is_empty() || r.model == "auto")
+            .map(|r| format!("names the model {:?}, which cannot answer", r.model))
+    };
+    match problem {
+        Some(problem) => Err(ConfigError {
+            var: "ROUTING_RULES",
+            problem,
+            accepted,
+        }),
+        None => Ok(rules),
+    }
 }
 
 fn parse_tenant_limits(raw: Option<String>) -> Result<HashMap<String, TenantLimits>, ConfigError> {

@@ -31,7 +31,7 @@ pub async fn build_gateway(config: Config) -> Result<Arc<Gateway>, String> {
     };
 
     let upstream: Arc<dyn Upstream> = match &config.anthropic_api_key {
-        Some(key) => Arc::new(AnthropicUpstream::new(
+        Some(key) if !config.mock_upstream => Arc::new(AnthropicUpstream::new(
             &config.anthropic_base_url,
             key,
             RetryPolicy {
@@ -41,9 +41,9 @@ pub async fn build_gateway(config: Config) -> Result<Arc<Gateway>, String> {
                 base_delay: std::time::Duration::from_millis(500),
             },
         )?),
-        None => {
+        _ => {
             tracing::warn!(
-                "ANTHROPIC_API_KEY is not set: answering from the offline mock (responses carry x-upstream: mock)"
+                "answering from the offline mock (ANTHROPIC_API_KEY unset or MOCK_UPSTREAM=true); responses carry x-upstream: mock"
             );
             Arc::new(MockUpstream)
         }
