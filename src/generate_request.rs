@@ -36,6 +36,8 @@ struct RawGenerate {
     cache: Option<CacheMode>,
     #[serde(default, deserialize_with = "lenient::u64_opt")]
     ttl_secs: Option<u64>,
+    #[serde(default, deserialize_with = "lenient::bool_opt")]
+    prompt_cache: Option<bool>,
 }
 
 /// A valid `/v1/generate` request, defaults not yet applied (they depend on settings).
@@ -50,6 +52,8 @@ pub struct GenerateRequest {
     pub contact_id: Option<String>,
     pub cache: CacheMode,
     pub ttl_secs: Option<u64>,
+    /// `false` turns Anthropic prompt caching off for this request.
+    pub prompt_cache: Option<bool>,
 }
 
 impl GenerateRequest {
@@ -103,6 +107,7 @@ impl GenerateRequest {
             contact_id: scope_id("contact_id", raw.contact_id)?,
             cache: raw.cache.unwrap_or_default(),
             ttl_secs,
+            prompt_cache: raw.prompt_cache,
         })
     }
 }
@@ -182,6 +187,24 @@ mod lenient {
                 Ok(s.trim().parse().ok())
             }
             Some(_) => Err(D::Error::custom("expected a whole number")),
+        }
+    }
+
+    pub fn bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum BoolOrText {
+            Bool(bool),
+            Text(String),
+        }
+        match Option::<BoolOrText>::deserialize(d)? {
+            None => Ok(None),
+            Some(BoolOrText::Bool(b)) => Ok(Some(b)),
+            Some(BoolOrText::Text(s)) => match s.trim() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(D::Error::custom("expected true or false")),
+            },
         }
     }
 

@@ -31,11 +31,15 @@ pub async fn generate(
     let mut response = match result {
         Ok(generated) => {
             log.cache = Some(generated.status.as_header());
-            log.cache_key = Some(generated.cache_key.clone());
-            log.model = Some(generated.model.clone());
+            log.cache_key = Some(generated.cache_key);
+            log.model = Some(generated.model);
             log.cost_usd = generated.cost;
             log.upstream_ms = generated.upstream_ms;
-            let mut response = axum::Json(&generated).into_response();
+            let mut response = (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                generated.body,
+            )
+                .into_response();
             let headers = response.headers_mut();
             headers.insert(
                 "x-cache",

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Admission, Admitted, CachedEntry, DayCounters, Outcome, Store, StoreError};
+use super::{
+    Admission, Admitted, CachedEntry, DayCounters, LeaseRequest, Outcome, Poll, Store, StoreError,
+};
 
 pub struct MemoryStore {
     max_entries: usize,
@@ -172,12 +174,44 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_entry(&self, key: &str) -> Result<Option<CachedEntry>, StoreError> {
-        Ok(live(&self.lock().entries, key, Instant::now()).cloned())
+    async fn poll(&self, entry_key: &str, lease_key: &str) -> Result<Poll, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        if let Some(entry) = live(&inner.entries, entry_key, now) {
+            return Ok(Poll::Ready(entry.clone()));
+        }
+        Ok(match live(&inner.leases, lease_key, now) {
+            Some(_) => Poll::Pending,
+            None => Poll::Abandoned,
+        })
     }
 
-    async fn lease_held(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(live(&self.lock().leases, key, Instant::now()).is_some())
+    async fn take_lease(&self, lease: &LeaseRequest<'_>) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if live(&inner.leases, lease.key, now).is_some() {
+            return Ok(false);
+        }
+        inner.leases.insert(
+            lease.key.to_string(),
+            Expiring {
+                value: lease.token.to_string(),
+                expires_at: now + lease.ttl,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn renew_lease(&self, lease: &LeaseRequest<'_>) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.leases.get_mut(lease.key) {
+            Some(held) if held.live(now) && held.value == lease.token => {
+                held.expires_at = now + lease.ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn day_counters(&self, stats_keys: &[String]) -> Result<Vec<DayCounters>, StoreError> {
@@ -238,9 +272,15 @@ mod tests {
         put(&store, "short", 10).await;
         put(&store, "long", 1000).await;
         put(&store, "new", 1000).await;
-        assert!(store.get_entry("short").await.unwrap().is_none());
-        assert!(store.get_entry("long").await.unwrap().is_some());
-        assert!(store.get_entry("new").await.unwrap().is_some());
+        assert_eq!(store.poll("short", "l").await.unwrap(), Poll::Abandoned);
+        assert!(matches!(
+            store.poll("long", "l").await.unwrap(),
+            Poll::Ready(_)
+        ));
+        assert!(matches!(
+            store.poll("new", "l").await.unwrap(),
+            Poll::Ready(_)
+        ));
         assert_eq!(store.lock().entries.len(), 2);
     }
 

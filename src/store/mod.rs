@@ -59,6 +59,16 @@ pub struct CachedEntry {
     pub cost: Option<Micros>,
 }
 
+/// What a coalescing follower finds.
+#[derive(Debug, PartialEq)]
+pub enum Poll {
+    Ready(CachedEntry),
+    /// The leader is still at work.
+    Pending,
+    /// No answer and no lease: the leader failed, or its answer could not be stored.
+    Abandoned,
+}
+
 /// The end of a request that went upstream (or tried to).
 #[derive(Debug)]
 pub struct Outcome<'a> {
@@ -157,11 +167,14 @@ pub trait Store: Send + Sync {
     /// Store the answer, add the counters, release the lease: one round trip.
     async fn record(&self, outcome: &Outcome<'_>) -> Result<(), StoreError>;
 
-    /// The entry under `key`, if any (coalescing followers poll with this).
-    async fn get_entry(&self, key: &str) -> Result<Option<CachedEntry>, StoreError>;
+    /// A coalescing follower's check: the answer, or whether its leader still holds the lease.
+    async fn poll(&self, entry_key: &str, lease_key: &str) -> Result<Poll, StoreError>;
 
-    /// Whether a lease is still held (a follower stops waiting when the leader is gone).
-    async fn lease_held(&self, key: &str) -> Result<bool, StoreError>;
+    /// Takes the lease if nobody holds it (a follower taking over from a failed leader).
+    async fn take_lease(&self, lease: &LeaseRequest<'_>) -> Result<bool, StoreError>;
+
+    /// Extends a lease this caller still holds; false when it was lost.
+    async fn renew_lease(&self, lease: &LeaseRequest<'_>) -> Result<bool, StoreError>;
 
     /// Counters for each key, in order; a day with no traffic is all zeros.
     async fn day_counters(&self, stats_keys: &[String]) -> Result<Vec<DayCounters>, StoreError>;

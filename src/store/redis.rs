@@ -11,16 +11,22 @@ use fred::types::config::{ReconnectPolicy, TlsConnector};
 use fred::types::scripts::Script;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Admission, Admitted, CachedEntry, DayCounters, Outcome, Store, StoreError};
+use super::{
+    Admission, Admitted, CachedEntry, DayCounters, LeaseRequest, Outcome, Poll, Store, StoreError,
+};
 use crate::money::Micros;
 
 const ADMIT_LUA: &str = include_str!("scripts/admit.lua");
 const RECORD_LUA: &str = include_str!("scripts/record.lua");
+const POLL_LUA: &str = include_str!("scripts/poll.lua");
+const LEASE_LUA: &str = include_str!("scripts/lease.lua");
 
 pub struct RedisStore {
     client: Client,
     admit: Script,
     record: Script,
+    poll: Script,
+    lease: Script,
     timeout: Duration,
 }
 
@@ -62,6 +68,8 @@ impl RedisStore {
             client,
             admit: Script::from_lua(ADMIT_LUA),
             record: Script::from_lua(RECORD_LUA),
+            poll: Script::from_lua(POLL_LUA),
+            lease: Script::from_lua(LEASE_LUA),
             timeout,
         };
         // Give a healthy Redis a moment so the first request finds a connection; a dead one
@@ -95,6 +103,23 @@ impl RedisStore {
         let keys: Vec<Key> = keys.into_iter().map(Key::from).collect();
         self.bounded(script.evalsha_with_reload(&self.client, keys, args))
             .await
+    }
+}
+
+impl RedisStore {
+    async fn lease_op(&self, op: &str, lease: &LeaseRequest<'_>) -> Result<bool, StoreError> {
+        let args: Vec<Value> = vec![
+            op.into(),
+            lease.token.into(),
+            (lease.ttl.as_millis().max(1) as i64).into(),
+        ];
+        let reply: Value = self
+            .bounded(
+                self.lease
+                    .evalsha_with_reload(&self.client, vec![Key::from(lease.key)], args),
+            )
+            .await?;
+        Ok(reply.as_i64() == Some(1))
     }
 }
 
@@ -229,20 +254,30 @@ impl Store for RedisStore {
         self.eval(&self.record, keys, args).await.map(|_| ())
     }
 
-    async fn get_entry(&self, key: &str) -> Result<Option<CachedEntry>, StoreError> {
-        let reply: Vec<Value> = self.bounded(self.client.hmget(key, vec!["v", "c"])).await?;
-        match reply.first() {
-            Some(Value::Null) | None => Ok(None),
-            Some(body) => Ok(Some(CachedEntry {
-                body: as_bytes(body),
-                cost: as_cost(reply.get(1)),
+    async fn poll(&self, entry_key: &str, lease_key: &str) -> Result<Poll, StoreError> {
+        let reply = self
+            .eval(&self.poll, vec![entry_key, lease_key], Vec::new())
+            .await?;
+        match reply.first().and_then(|v| v.as_str()).as_deref() {
+            Some("ready") => Ok(Poll::Ready(CachedEntry {
+                body: reply
+                    .get(1)
+                    .map(as_bytes)
+                    .ok_or_else(|| unexpected(&reply))?,
+                cost: as_cost(reply.get(2)),
             })),
+            Some("pending") => Ok(Poll::Pending),
+            Some("abandoned") => Ok(Poll::Abandoned),
+            _ => Err(unexpected(&reply)),
         }
     }
 
-    async fn lease_held(&self, key: &str) -> Result<bool, StoreError> {
-        let n: i64 = self.bounded(self.client.exists(key)).await?;
-        Ok(n > 0)
+    async fn take_lease(&self, lease: &LeaseRequest<'_>) -> Result<bool, StoreError> {
+        self.lease_op("take", lease).await
+    }
+
+    async fn renew_lease(&self, lease: &LeaseRequest<'_>) -> Result<bool, StoreError> {
+        self.lease_op("renew", lease).await
     }
 
     async fn day_counters(&self, stats_keys: &[String]) -> Result<Vec<DayCounters>, StoreError> {
