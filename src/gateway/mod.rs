@@ -140,7 +140,7 @@ pub enum CallResult {
         status: CacheStatus,
     },
     Fresh {
-        fresh: Fresh,
+        fresh: Box<Fresh>,
         cost: Option<Micros>,
         status: CacheStatus,
     },
@@ -354,7 +354,7 @@ impl Gateway {
                 .await;
         }
         Ok(CallResult::Fresh {
-            fresh,
+            fresh: Box::new(fresh),
             cost,
             status,
         })
