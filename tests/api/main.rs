@@ -5,8 +5,10 @@ mod support;
 
 mod cache;
 mod errors;
+mod guardrails;
 mod lambda_events;
 mod limits;
+mod optimizers;
 mod stores;
 
 use serde_json::{Value, json};

@@ -5,7 +5,8 @@
 //! * Replies are scripted with [`FakeAnthropic::push`] and consumed FIFO; when none is
 //!   queued, [`Reply::Echo`] answers `"Echo: <last user text>"`.
 //! * `"stream": true` gets the real server-sent-event sequence.
-//! * Prompt caching is simulated for `cache_control` breakpoints of at least 1024 tokens.
+//! * Prompt caching is simulated for `cache_control` breakpoints of at least the model's minimum
+//!   (1024 tokens for most models, 2048 or 4096 for some).
 //!
 //! Token estimates: 1 token per 4 characters, rounded up.
 
@@ -36,6 +37,23 @@ pub const FAKE_API_KEY: &str = "sk-ant-test-fake-key-0123456789";
 
 /// Minimum cacheable prompt length, in (estimated) tokens.
 const MIN_CACHEABLE_TOKENS: u64 = 1024;
+
+/// Anthropic's per-model minimum for a cacheable prefix (shorter breakpoints are ignored).
+fn min_cacheable_tokens(model: &str) -> u64 {
+    if model.starts_with("claude-haiku-4-5")
+        || model.starts_with("claude-opus-4-5")
+        || model.starts_with("claude-opus-4-6")
+    {
+        4096
+    } else if model.starts_with("claude-3-haiku")
+        || model.starts_with("claude-3-5-haiku")
+        || model.starts_with("claude-opus-4-7")
+    {
+        2048
+    } else {
+        MIN_CACHEABLE_TOKENS
+    }
+}
 /// The real API refuses bodies over 32 MB with 413 `request_too_large`.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Pause between streamed events, so they arrive as separate chunks.
@@ -700,7 +718,7 @@ fn echo(inner: &mut Inner, body: &Value) -> Outcome {
         key.push('\u{1}');
         if let Some(one_hour) = seg.breakpoint {
             let tokens = estimate_tokens(chars);
-            if tokens >= MIN_CACHEABLE_TOKENS {
+            if tokens >= min_cacheable_tokens(model) {
                 breakpoints.push((tokens, key.clone(), one_hour));
             }
         }
