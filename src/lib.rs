@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod money;
 pub mod pricing;
 pub mod prompt_cache;
+pub mod replay;
 pub mod routes;
 pub mod routing;
 pub mod startup;

@@ -1,7 +1,7 @@
 //! The Claude Messages API behind one small trait: the real one, or an offline mock.
 
 pub mod anthropic;
-mod mock;
+pub mod mock;
 
 use async_trait::async_trait;
 use bytes::Bytes;

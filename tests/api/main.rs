@@ -6,6 +6,7 @@ mod support;
 mod cache;
 mod errors;
 mod guardrails;
+mod hostile;
 mod lambda_events;
 mod limits;
 mod optimizers;

@@ -125,3 +125,31 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
     assert_ne!(code, 0);
     assert!(output.contains("ANTHROPIC_API_KEY"), "{output}");
 }
+
+#[tokio::test]
+async fn replay_estimates_savings_offline_from_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.jsonl");
+    let lines = [
+        r#"{"system":"You write openers.","prompt":"Opener for Ada","timestamp":"2026-12-01T10:00:00Z"}"#,
+        r#"{"system":"You write openers.","prompt":"Opener for Ada","timestamp":"2026-12-01T10:01:00Z"}"#,
+        r#"{"system":"You write openers.","prompt":"Opener for Bob","timestamp":"2026-12-01T10:02:00Z"}"#,
+        r#"{"promt":"a typo"}"#,
+    ];
+    std::fs::write(&log, lines.join("\n")).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ai-gateway"))
+        .arg("replay")
+        .arg(&log)
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("ESTIMATES"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("total")).unwrap();
+    let columns: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(columns[1], "3", "{total}");
+    assert_eq!(columns[2], "33.3%", "{total}");
+    assert!(text.contains("line 4"), "the typo line is reported: {text}");
+}
