@@ -48,6 +48,18 @@ pub async fn build_gateway(config: Config) -> Result<Arc<Gateway>, String> {
             Arc::new(MockUpstream)
         }
     };
+    if config.prompt_cache {
+        let minimum = pricing
+            .lookup(&config.default_model)
+            .and_then(|p| p.min_cacheable_tokens)
+            .unwrap_or(1024);
+        tracing::info!(
+            model = %config.default_model,
+            min_tokens = minimum,
+            "prompt caching is on: Anthropic caches a system prompt of at least {minimum} tokens (about {} characters) for this model; shorter ones are sent without a breakpoint and answer \"prompt_cache\": \"too_short\"",
+            minimum * 4
+        );
+    }
     if config.gateway_keys.is_empty() && config.allow_anonymous {
         tracing::warn!(
             "GATEWAY_API_KEYS is not set: anyone who can reach this server can use it (tenant \"anonymous\")"
