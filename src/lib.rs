@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cache_key;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -16,5 +17,6 @@ pub mod pricing;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod summary;
 pub mod telemetry;
 pub mod upstream;

@@ -4,7 +4,7 @@
 mod dashboard;
 mod generate;
 mod health;
-mod stats;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Instant;
