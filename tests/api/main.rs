@@ -8,6 +8,7 @@ mod errors;
 mod lambda_events;
 mod limits;
 mod stores;
+mod summary;
 
 use serde_json::{Value, json};
 use support::fake_anthropic::FakeAnthropic;
@@ -43,4 +44,10 @@ pub fn opener(contact: &str) -> Value {
         "system": "You write cold email openers. Two sentences.",
         "prompt": format!("Write an opener for {contact} at Acme, who just raised a Series A."),
     })
+}
+
+/// The text of `events/<file>`, the sample Lambda events.
+pub fn event(file: &str) -> String {
+    let path = format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
