@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::event;
 use crate::support::fake_anthropic::FakeAnthropic;
 use crate::support::gateway::Gateway;
 use crate::support::lambda_runtime::{FakeRuntime, LambdaFunction};
 use crate::support::redis::RedisServer;
+use crate::{event, seed_counters, utc_day};
 
 /// The secret part of the webhook URL: it must never show up in the gateway's output.
 const WEBHOOK_TOKEN: &str = "T0KEN-summary-8c1f2e9d";
@@ -54,27 +54,9 @@ impl Webhook {
     }
 }
 
-fn day_before_today(days: i64) -> String {
-    (chrono::Utc::now().date_naive() - chrono::Duration::days(days))
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
-/// Writes a tenant's counters for `day` the way the gateway keeps them (a Redis hash).
-async fn seed(redis: &RedisServer, tenant: &str, day: &str, fields: &[(&str, u64)]) {
-    let key = format!("ai:stats:{{{tenant}}}:{day}");
-    let values: Vec<String> = fields.iter().map(|(_, v)| v.to_string()).collect();
-    let mut args = vec!["HSET", key.as_str()];
-    for ((name, _), value) in fields.iter().zip(&values) {
-        args.push(name);
-        args.push(value);
-    }
-    assert_eq!(redis.cmd(&args).await, fields.len().to_string());
-}
-
 /// acme and globex for `day`: 1,234 requests, 61.2% from cache, $4.12 spent, $6.40 saved.
 async fn seed_day(redis: &RedisServer, day: &str) {
-    seed(
+    seed_counters(
         redis,
         "acme",
         day,
@@ -90,7 +72,7 @@ async fn seed_day(redis: &RedisServer, day: &str) {
         ],
     )
     .await;
-    seed(
+    seed_counters(
         redis,
         "globex",
         day,
@@ -146,10 +128,10 @@ fn assert_summary(summary: &Value, day: &str) {
 #[tokio::test]
 async fn the_scheduled_event_summarises_yesterday_logs_one_line_and_posts_the_webhook() {
     let redis = RedisServer::start().await;
-    let yesterday = day_before_today(1);
+    let yesterday = utc_day(1);
     seed_day(&redis, &yesterday).await;
     // Today is not part of yesterday's summary.
-    seed(&redis, "acme", &day_before_today(0), &[("requests", 5)]).await;
+    seed_counters(&redis, "acme", &utc_day(0), &[("requests", 5)]).await;
     let webhook = Webhook::start(StatusCode::OK).await;
     let fake = FakeAnthropic::start().await;
     let runtime = FakeRuntime::start(vec![
@@ -210,7 +192,7 @@ async fn the_scheduled_event_summarises_yesterday_logs_one_line_and_posts_the_we
 #[tokio::test]
 async fn the_summary_command_prints_the_json_and_survives_a_failing_webhook() {
     let redis = RedisServer::start().await;
-    let day = day_before_today(3);
+    let day = utc_day(3);
     seed_day(&redis, &day).await;
     let webhook = Webhook::start(StatusCode::INTERNAL_SERVER_ERROR).await;
     let builder = Gateway::builder()
@@ -238,7 +220,7 @@ async fn the_summary_command_prints_the_json_and_survives_a_failing_webhook() {
     let (code, stdout, _) = builder.clone().run(&["summary"]).await;
     assert_eq!(code, 0);
     let summary: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(summary["date"], day_before_today(1));
+    assert_eq!(summary["date"], utc_day(1));
     assert_eq!(summary["total"]["requests"], 0);
 
     let (code, stdout, stderr) = builder.run(&["summary", "--date", "yesterday"]).await;
