@@ -14,7 +14,7 @@ pub enum GatewayError {
     #[error("{0}")]
     InvalidRequest(String),
     #[error(
-        "There is no route {method} {path}. Routes: POST /v1/generate, POST /v1/messages, GET /v1/stats, GET /health."
+        "There is no route {method} {path}. Routes: POST /v1/generate, POST /v1/messages, GET /v1/stats, GET /health, GET /dashboard."
     )]
     NotFound { method: String, path: String },
     #[error("{path} does not accept {method}; use {allowed}.")]

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cache_key;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -19,5 +20,6 @@ pub mod routes;
 pub mod routing;
 pub mod startup;
 pub mod store;
+pub mod summary;
 pub mod telemetry;
 pub mod upstream;

@@ -1,37 +1,33 @@
-//! The one binary: a Lambda function when `AWS_LAMBDA_RUNTIME_API` is set, else a local server.
+//! The one binary: a Lambda function when `AWS_LAMBDA_RUNTIME_API` is set, else a local server;
+//! `ai-gateway summary` runs the daily summary once (see [`cli`]).
 
 use std::process::ExitCode;
 
+use ai_gateway::cli::{self, Command};
 use ai_gateway::config::{Config, Runtime};
 use ai_gateway::pricing::Pricing;
-use ai_gateway::{replay, startup, telemetry};
-
-const USAGE: &str = "usage:
-  ai-gateway                      run the gateway (Lambda when AWS_LAMBDA_RUNTIME_API is set, else a local server on BIND)
-  ai-gateway replay FILE.jsonl    estimate what a log of /v1/generate bodies costs with and without the gateway";
+use ai_gateway::{replay, startup, summary, telemetry};
+use chrono::NaiveDate;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None => {}
-        Some("replay") => return replay(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some("-V" | "--version") => {
-            println!("ai-gateway {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => {
-            eprintln!("ai-gateway: unknown command {other:?}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
-
     // reqwest and fred both use rustls with aws-lc-rs; name the provider once for the process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("ai-gateway {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(command) => command,
+        Err(problem) => {
+            eprintln!("ai-gateway: {problem}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -39,8 +35,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    match command {
+        Command::Summary { day } => run_summary(config, day),
+        Command::Replay { file } => run_replay(&config, &file),
+        Command::Serve | Command::Help | Command::Version => serve(config),
+    }
+}
 
+fn serve(config: Config) -> ExitCode {
+    telemetry::init(config.log_format);
     // A Lambda instance serves one request at a time: a single thread avoids handing work
     // between threads for nothing.
     let mut builder = match config.runtime {
@@ -53,12 +56,8 @@ fn main() -> ExitCode {
             b
         }
     };
-    let runtime = match builder.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ai-gateway: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = async_runtime(&mut builder) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(startup::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,19 +69,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `ai-gateway replay FILE.jsonl`: settings come from the environment, as for the server.
-fn replay(args: &[String]) -> ExitCode {
-    let [file] = args else {
-        eprintln!("ai-gateway replay: give one file\n{USAGE}");
-        return ExitCode::from(2);
-    };
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("ai-gateway: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// `ai-gateway replay FILE.jsonl`: the what-if under the settings in the environment.
+fn run_replay(config: &Config, file: &str) -> ExitCode {
     let pricing = match Pricing::load(config.pricing_file.as_deref()) {
         Ok(pricing) => pricing,
         Err(e) => {
@@ -97,7 +85,42 @@ fn replay(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = replay::simulate(&config, &pricing, &text);
+    let report = replay::simulate(config, &pricing, &text);
     print!("{}", replay::render(&report, file));
     ExitCode::SUCCESS
+}
+
+/// Prints the summary's JSON on stdout; the logs go to stderr so the output stays parseable.
+fn run_summary(config: Config, day: Option<NaiveDate>) -> ExitCode {
+    telemetry::init_to_stderr(config.log_format);
+    let Some(runtime) = async_runtime(&mut tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
+    };
+    let result = runtime.block_on(async {
+        let gateway = startup::build_gateway(config).await?;
+        summary::run(&gateway, day.unwrap_or_else(summary::default_day)).await
+    });
+    match result.and_then(|summary| {
+        serde_json::to_string_pretty(&summary)
+            .map_err(|e| format!("cannot encode the summary: {e}"))
+    }) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ai-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn async_runtime(builder: &mut tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("ai-gateway: cannot start the async runtime: {e}");
+            None
+        }
+    }
 }

@@ -83,10 +83,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     let runtime = config.runtime;
     let bind = config.bind;
     let gateway = build_gateway(config).await?;
-    let app = app(gateway);
     match runtime {
-        Runtime::Lambda => lambda::run(app).await,
-        Runtime::Local => serve_local(app, bind).await,
+        Runtime::Lambda => lambda::run(gateway).await,
+        Runtime::Local => serve_local(app(gateway), bind).await,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The one router, used both by the local server and under Lambda. One file per route; the
 //! middleware here authenticates callers and writes one log line per request.
 
+mod dashboard;
 mod generate;
 mod health;
-mod stats;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/", post(generate::generate))
         .route("/v1/stats", get(stats::stats))
         .route("/health", get(health::health))
+        .route("/dashboard", get(dashboard::dashboard))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

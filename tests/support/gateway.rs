@@ -63,7 +63,8 @@ impl GatewayBuilder {
             .env("ANTHROPIC_API_KEY", FAKE_API_KEY)
     }
 
-    fn command(&self) -> Command {
+    /// The binary with a clean environment (PATH, BIND, JSON logs) plus this builder's variables.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ai-gateway"));
         // Nothing from the machine's environment (a real REDIS_URL or key) leaks in.
         cmd.env_clear()
@@ -84,29 +85,14 @@ impl GatewayBuilder {
     /// Starts the gateway and waits for its "listening" line.
     pub async fn spawn(self) -> Gateway {
         let mut child = self.command().spawn().expect("the gateway binary starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<String>();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let out_logs = logs.clone();
-        tokio::spawn(async move {
-            let mut addr_tx = Some(addr_tx);
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                    && let (Some(tx), Some(addr)) = (addr_tx.take(), v["addr"].as_str())
-                {
-                    let _ = tx.send(addr.to_string());
-                }
-                out_logs.lock().unwrap().push(line);
-            }
-        });
-        let err_logs = logs.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                err_logs.lock().unwrap().push(line);
+        let mut addr_tx = Some(addr_tx);
+        let logs = keep_output(&mut child, move |line| {
+            if let Ok(v) = serde_json::from_str::<Value>(line)
+                && v["message"] == "listening"
+                && let (Some(tx), Some(addr)) = (addr_tx.take(), v["addr"].as_str())
+            {
+                let _ = tx.send(addr.to_string());
             }
         });
         let addr = match tokio::time::timeout(Duration::from_secs(15), addr_rx).await {
@@ -130,19 +116,51 @@ impl GatewayBuilder {
         }
     }
 
+    /// Runs the binary with `args` to its end: exit code, stdout, stderr.
+    pub async fn run(self, args: &[&str]) -> (i32, String, String) {
+        let output =
+            tokio::time::timeout(Duration::from_secs(30), self.command().args(args).output())
+                .await
+                .expect("the binary exits by itself")
+                .expect("the binary runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Runs the binary expecting it to refuse to start; returns its exit code and output.
     pub async fn spawn_expecting_failure(self) -> (i32, String) {
-        let output = tokio::time::timeout(Duration::from_secs(15), self.command().output())
-            .await
-            .expect("the gateway exits by itself")
-            .expect("the gateway binary runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code().unwrap_or(-1), text)
+        let (code, stdout, stderr) = self.run(&[]).await;
+        (code, format!("{stdout}{stderr}"))
     }
+}
+
+/// Keeps every line `child` prints, stdout and stderr; `watch` sees each stdout line as it comes.
+pub fn keep_output(
+    child: &mut Child,
+    mut watch: impl FnMut(&str) + Send + 'static,
+) -> Arc<Mutex<Vec<String>>> {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out_logs = logs.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            watch(&line);
+            out_logs.lock().unwrap().push(line);
+        }
+    });
+    let err_logs = logs.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            err_logs.lock().unwrap().push(line);
+        }
+    });
+    logs
 }
 
 impl Gateway {

@@ -3,4 +3,5 @@
 
 pub mod fake_anthropic;
 pub mod gateway;
+pub mod lambda_runtime;
 pub mod redis;
