@@ -16,6 +16,7 @@ pub mod pricing;
 pub mod prompt_cache;
 pub mod routes;
 pub mod routing;
+pub mod sse;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
