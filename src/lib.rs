@@ -11,6 +11,7 @@ pub mod error;
 pub mod gateway;
 pub mod generate_request;
 pub mod lambda;
+pub mod messages_request;
 pub mod money;
 pub mod pricing;
 pub mod prompt_cache;
