@@ -7,6 +7,7 @@ mod cache;
 mod errors;
 mod lambda_events;
 mod limits;
+mod messages;
 mod stores;
 
 use serde_json::{Value, json};
