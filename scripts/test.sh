@@ -11,4 +11,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
+# The SDK tests (tests/api/messages/sdk.rs) make a Python venv; Debian's python3 needs
+# python3-venv for that (it brings ensurepip).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "python3 cannot make a venv; installing Debian's python3-venv package" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+fi
+
 cargo test --all-targets "$@"

@@ -36,12 +36,19 @@ pub enum GatewayError {
         budget_usd: f64,
         retry_after_secs: u64,
     },
+    /// `upstream_status` is Claude's HTTP status; `None` when no answer came (connection,
+    /// malformed response).
     #[error("Claude answered with an error ({error_type}): {message}")]
-    Upstream { error_type: String, message: String },
+    Upstream {
+        upstream_status: Option<u16>,
+        error_type: String,
+        message: String,
+    },
     #[error(
         "Claude is overloaded or rate limited ({error_type}: {message}); retry after {retry_after_secs} s."
     )]
     UpstreamOverloaded {
+        upstream_status: u16,
         error_type: String,
         message: String,
         retry_after_secs: u64,
@@ -117,9 +124,33 @@ impl GatewayError {
         }
     }
 
+    /// The status `/v1/messages` answers with. Claude's own errors keep Claude's status, so an
+    /// SDK raises the same exception it would without the gateway — except a 401: that is
+    /// Claude refusing the gateway's key, not the caller's, so it stays a 502.
+    pub fn anthropic_status(&self) -> StatusCode {
+        let upstream = match self {
+            GatewayError::Upstream {
+                upstream_status: Some(status),
+                ..
+            } if *status != 401 => Some(*status),
+            GatewayError::UpstreamOverloaded {
+                upstream_status, ..
+            } => Some(*upstream_status),
+            _ => None,
+        };
+        upstream
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .unwrap_or_else(|| self.status())
+    }
+
     /// The error type Anthropic's SDKs expect for this status (used by `/v1/messages`).
     pub fn anthropic_type(&self) -> &str {
         match self {
+            GatewayError::Upstream {
+                upstream_status: None | Some(401),
+                ..
+            } => "api_error",
             GatewayError::Upstream { error_type, .. }
             | GatewayError::UpstreamOverloaded { error_type, .. } => error_type,
             GatewayError::InvalidJson(_) | GatewayError::InvalidRequest(_) => {
@@ -140,20 +171,51 @@ impl GatewayError {
     /// The gateway's own JSON shape: `{"error": "...", "code": "..."}`.
     pub fn into_gateway_response(self) -> Response {
         let body = json!({ "error": self.to_string(), "code": self.code() });
-        self.respond(body)
+        let status = self.status();
+        self.respond(status, body)
+    }
+
+    /// The message `/v1/messages` answers with: Claude's own words for Claude's errors.
+    fn anthropic_message(&self) -> String {
+        match self {
+            GatewayError::Upstream {
+                upstream_status: Some(401),
+                ..
+            } => "Claude refused the gateway's own Anthropic key (ANTHROPIC_API_KEY); your gateway key was accepted. Tell the gateway's operator.".into(),
+            GatewayError::Upstream {
+                upstream_status: Some(_),
+                message,
+                ..
+            }
+            | GatewayError::UpstreamOverloaded { message, .. } => message.clone(),
+            _ => self.to_string(),
+        }
     }
 
     /// Anthropic's shape, so SDK exception classes work: `{"type":"error","error":{...}}`.
     pub fn into_anthropic_response(self) -> Response {
         let body = json!({
             "type": "error",
-            "error": { "type": self.anthropic_type(), "message": self.to_string() },
+            "error": { "type": self.anthropic_type(), "message": self.anthropic_message() },
         });
-        self.respond(body)
+        let status = self.anthropic_status();
+        let daily = matches!(
+            self,
+            GatewayError::RateLimited { .. } | GatewayError::BudgetExceeded { .. }
+        );
+        let mut response = self.respond(status, body);
+        if daily {
+            // The SDKs retry a 429 at once when retry-after is over a minute; this one lasts
+            // until midnight UTC. They obey this header (Anthropic's API sends it too).
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        response
     }
 
-    fn respond(self, body: serde_json::Value) -> Response {
-        let mut response = (self.status(), axum::Json(body)).into_response();
+    fn respond(self, status: StatusCode, body: serde_json::Value) -> Response {
+        let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs() {
             response
                 .headers_mut()
@@ -173,20 +235,24 @@ impl GatewayError {
         let overload = error.is_overload();
         match error {
             UpstreamError::Api {
+                status,
                 error_type,
                 message,
                 retry_after_secs,
                 ..
             } if overload => GatewayError::UpstreamOverloaded {
+                upstream_status: status,
                 error_type,
                 message,
                 retry_after_secs: retry_after_secs.unwrap_or(10),
             },
             UpstreamError::Api {
+                status,
                 error_type,
                 message,
                 ..
             } => GatewayError::Upstream {
+                upstream_status: Some(status),
                 error_type,
                 message,
             },
@@ -194,10 +260,12 @@ impl GatewayError {
                 secs: attempt_timeout_secs,
             },
             UpstreamError::Connect { message, .. } => GatewayError::Upstream {
+                upstream_status: None,
                 error_type: "connection_error".into(),
                 message,
             },
             UpstreamError::InvalidResponse { message, .. } => GatewayError::Upstream {
+                upstream_status: None,
                 error_type: "invalid_response".into(),
                 message,
             },

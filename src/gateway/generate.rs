@@ -111,7 +111,7 @@ impl Gateway {
                 tokens: Tokens::from(&message.usage),
                 prompt_cache: prompt_cache::outcome(sent_prompt_cache, &message.usage),
             };
-            Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
+            Some(Bytes::from(serde_json::to_vec(&stored).unwrap_or_default()))
         };
 
         let result = self

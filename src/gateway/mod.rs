@@ -8,6 +8,7 @@
 
 mod coalesce;
 mod generate;
+mod messages;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,9 +26,10 @@ use crate::pricing::Pricing;
 use crate::store::{
     Admission, Admitted, CachedEntry, DayCounters, LeaseRequest, Outcome, Store, StoreError,
 };
-use crate::upstream::{MessagesCall, Upstream, UpstreamError, UpstreamReply, Usage};
+use crate::upstream::{Ask, MessagesCall, Upstream, UpstreamError, UpstreamReply, Usage};
 
 pub use generate::Generated;
+pub use messages::{MessagesBody, MessagesReply};
 
 /// Day counters are kept this long, for `/v1/stats?days=N`.
 pub const STATS_RETENTION_DAYS: u64 = 90;
@@ -85,8 +87,8 @@ pub struct CachedCall<'a> {
     pub model: String,
     /// Which `stop_reason`s make an answer complete enough to store.
     pub storable_stop_reasons: &'a [&'a str],
-    /// What to store for a fresh answer (a hit hands these bytes back).
-    pub entry_body: &'a (dyn Fn(&UpstreamReply) -> Bytes + Sync),
+    /// What to store for a fresh answer (a hit hands these bytes back); `None` stores nothing.
+    pub entry_body: &'a (dyn Fn(&UpstreamReply) -> Option<Bytes> + Sync),
     pub with_model: Option<&'a WithModel<'a>>,
 }
 
@@ -130,6 +132,15 @@ pub struct Fresh {
     /// The key it is stored under: the fallback model's when the fallback answered.
     pub key: CacheKey,
     pub upstream_ms: u64,
+    pub fell_back: bool,
+}
+
+/// An upstream answer (a message or a started stream) and what it was asked under.
+pub struct Asked<T> {
+    pub answer: T,
+    /// The key it is stored under: the fallback model's when the fallback answered.
+    pub key: CacheKey,
+    pub started: Instant,
     pub fell_back: bool,
 }
 
@@ -238,24 +249,39 @@ impl Gateway {
         }
     }
 
-    /// Calls upstream; when the model stays overloaded and `FALLBACK_MODEL` is set, asks that
-    /// model instead (its answer is keyed under the fallback model, never the one asked for).
+    /// Calls upstream for a whole message (see [`Gateway::ask_upstream`]).
     pub async fn call_upstream(
         &self,
         c: &CachedCall<'_>,
         ticket: &Ticket,
     ) -> Result<Fresh, (UpstreamError, u32)> {
+        let asked = self.ask_upstream::<UpstreamReply>(c, ticket).await?;
+        Ok(Fresh {
+            reply: asked.answer,
+            key: asked.key,
+            upstream_ms: asked.started.elapsed().as_millis() as u64,
+            fell_back: asked.fell_back,
+        })
+    }
+
+    /// Asks upstream; when the model stays overloaded and `FALLBACK_MODEL` is set, asks that
+    /// model instead (its answer is keyed under the fallback model, never the one asked for).
+    pub async fn ask_upstream<T: Ask>(
+        &self,
+        c: &CachedCall<'_>,
+        ticket: &Ticket,
+    ) -> Result<Asked<T>, (UpstreamError, u32)> {
         let started = Instant::now();
         let remaining = ticket.deadline.saturating_duration_since(started);
-        let first = tokio::time::timeout(remaining, self.upstream.create_message(&c.call))
+        let first = tokio::time::timeout(remaining, T::ask(self.upstream.as_ref(), &c.call))
             .await
             .unwrap_or(Err(UpstreamError::Timeout { attempts: 1 }));
         let error = match first {
-            Ok(reply) => {
-                return Ok(Fresh {
-                    reply,
+            Ok(answer) => {
+                return Ok(Asked {
+                    answer,
                     key: c.key.clone(),
-                    upstream_ms: started.elapsed().as_millis() as u64,
+                    started,
                     fell_back: false,
                 });
             }
@@ -273,11 +299,11 @@ impl Gateway {
         };
         tracing::warn!(model = %c.model, error = %error, "model overloaded; asking FALLBACK_MODEL");
         let remaining = ticket.deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, self.upstream.create_message(&call)).await {
-            Ok(Ok(reply)) => Ok(Fresh {
-                reply,
+        match tokio::time::timeout(remaining, T::ask(self.upstream.as_ref(), &call)).await {
+            Ok(Ok(answer)) => Ok(Asked {
+                answer,
                 key,
-                upstream_ms: started.elapsed().as_millis() as u64,
+                started,
                 fell_back: true,
             }),
             Ok(Err(second)) => {
@@ -300,22 +326,11 @@ impl Gateway {
             misses: ticket.took_over as u64,
             ..Default::default()
         };
-        let release = ticket.lease.as_ref().map(OwnedLease::request);
         let fresh = match fresh {
             Ok(fresh) => fresh,
-            Err((error, attempts)) => {
-                counters.upstream_calls = attempts as u64;
-                counters.errors = 1;
-                if ticket.store_up {
-                    self.record(&ticket.stats_key, None, release, counters)
-                        .await;
-                }
-                return Err(GatewayError::from_upstream(
-                    error,
-                    self.config.upstream_timeout.as_secs(),
-                ));
-            }
+            Err((error, attempts)) => return Err(self.fail(ticket, error, attempts).await),
         };
+        let release = ticket.lease.as_ref().map(OwnedLease::request);
         let message = &fresh.reply.message;
         let cost = self
             .pricing
@@ -338,10 +353,10 @@ impl Gateway {
                 .stop_reason
                 .as_deref()
                 .is_some_and(|r| c.storable_stop_reasons.contains(&r));
-            let entry = (complete && c.mode != CacheMode::Bypass).then(|| CachedEntry {
-                body: (c.entry_body)(&fresh.reply),
-                cost,
-            });
+            let entry = (complete && c.mode != CacheMode::Bypass)
+                .then(|| (c.entry_body)(&fresh.reply))
+                .flatten()
+                .map(|body| CachedEntry { body, cost });
             let usage = &message.usage;
             counters.upstream_calls = fresh.reply.attempts as u64;
             counters.cost_micros = cost.map_or(0, |c| c.0);
@@ -358,6 +373,23 @@ impl Gateway {
             cost,
             status,
         })
+    }
+
+    /// The end of a request whose upstream call failed: count the error, release the lease,
+    /// store nothing.
+    pub async fn fail(&self, ticket: Ticket, error: UpstreamError, attempts: u32) -> GatewayError {
+        let counters = DayCounters {
+            misses: ticket.took_over as u64,
+            upstream_calls: attempts as u64,
+            errors: 1,
+            ..Default::default()
+        };
+        if ticket.store_up {
+            let release = ticket.lease.as_ref().map(OwnedLease::request);
+            self.record(&ticket.stats_key, None, release, counters)
+                .await;
+        }
+        GatewayError::from_upstream(error, self.config.upstream_timeout.as_secs())
     }
 
     /// Ends a request in the store. A failure here loses a cache entry and some counts, never

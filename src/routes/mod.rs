@@ -4,6 +4,7 @@
 mod dashboard;
 mod generate;
 mod health;
+mod messages;
 pub mod stats;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
 
@@ -26,6 +27,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/generate", post(generate::generate))
         .route("/", post(generate::generate))
+        .route("/v1/messages", post(messages::messages))
         .route("/v1/stats", get(stats::stats))
         .route("/health", get(health::health))
         .route("/dashboard", get(dashboard::dashboard))
@@ -52,6 +54,20 @@ pub struct RequestLog {
     pub system: Option<String>,
 }
 
+/// Paths an Anthropic SDK calls: their errors, the middleware's and fallbacks' too, come in
+/// Anthropic's shape so the SDK raises its usual exceptions.
+fn speaks_anthropic(path: &str) -> bool {
+    path == "/v1/messages" || path.starts_with("/v1/messages/")
+}
+
+fn error_response(path: &str, error: GatewayError) -> Response {
+    if speaks_anthropic(path) {
+        error.into_anthropic_response()
+    } else {
+        error.into_gateway_response()
+    }
+}
+
 /// Routes anyone may call: the health check and the dashboard page (it asks for a key itself).
 fn is_open(path: &str) -> bool {
     matches!(path, "/health" | "/dashboard")
@@ -70,7 +86,7 @@ async fn authenticate(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        None => GatewayError::Unauthorized.into_response(),
+        None => error_response(request.uri().path(), GatewayError::Unauthorized),
     }
 }
 
@@ -140,11 +156,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Gateway
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
-    GatewayError::NotFound {
+    let error = GatewayError::NotFound {
         method: method.to_string(),
         path: uri.path().chars().take(200).collect(),
-    }
-    .into_response()
+    };
+    error_response(uri.path(), error)
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
@@ -153,12 +169,12 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
         "/v1/generate" | "/" | "/v1/messages" => "POST",
         _ => "GET",
     };
-    let mut response = GatewayError::MethodNotAllowed {
+    let error = GatewayError::MethodNotAllowed {
         method: method.to_string(),
         path,
         allowed,
-    }
-    .into_response();
+    };
+    let mut response = error_response(uri.path(), error);
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
 }

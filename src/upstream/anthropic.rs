@@ -1,13 +1,15 @@
 //! The real Messages API over reqwest, with bounded retries.
 
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use super::{Message, MessagesCall, Upstream, UpstreamError, UpstreamReply};
+use super::{Message, MessagesCall, Upstream, UpstreamError, UpstreamReply, UpstreamStream};
 
 /// The retry policy: at most `max_retries` more attempts, all inside `deadline`.
 #[derive(Debug, Clone, Copy)]
@@ -54,29 +56,31 @@ impl AnthropicUpstream {
         })
     }
 
+    fn request(&self, call: &MessagesCall) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .post(&self.messages_url)
+            .headers(self.headers.clone())
+            .body(call.body.clone());
+        if let Some(beta) = &call.beta {
+            request = request.header("anthropic-beta", beta);
+        }
+        request
+    }
+
     async fn attempt(
         &self,
         call: &MessagesCall,
         timeout: Duration,
     ) -> Result<UpstreamReply, UpstreamError> {
-        let mut request = self
-            .client
-            .post(&self.messages_url)
-            .headers(self.headers.clone())
+        let response = self
+            .request(call)
             .timeout(timeout)
-            .body(call.body.clone());
-        if let Some(beta) = &call.beta {
-            request = request.header("anthropic-beta", beta);
-        }
-        let response = request.send().await.map_err(transport_error)?;
+            .send()
+            .await
+            .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let retry_after_secs = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| s.ceil() as u64);
+        let retry_after_secs = retry_after_secs(&response);
         let raw = response.bytes().await.map_err(transport_error)?;
         if (200..300).contains(&status) {
             let message: Message =
@@ -90,14 +94,89 @@ impl AnthropicUpstream {
                 attempts: 1,
             });
         }
-        let (error_type, message) = parse_error_body(&raw, status);
-        Err(UpstreamError::Api {
-            status,
-            error_type,
-            message,
-            retry_after_secs,
+        Err(api_error(status, &raw, retry_after_secs))
+    }
+
+    /// Opens a streamed call and waits for the first bytes of its body. `timeout` bounds the
+    /// wait for both; the rest of the body has no overall limit (the caller reads it with an
+    /// idle timeout), since a long answer may stream for minutes.
+    async fn open_stream(
+        &self,
+        call: &MessagesCall,
+        timeout: Duration,
+    ) -> Result<UpstreamStream, UpstreamError> {
+        let started = Instant::now();
+        let request = self.request(call).header("accept", "text/event-stream");
+        let response = tokio::time::timeout(timeout, request.send())
+            .await
+            .map_err(|_| UpstreamError::Timeout { attempts: 1 })?
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if !(200..300).contains(&status) {
+            let retry_after_secs = retry_after_secs(&response);
+            let raw = tokio::time::timeout(remaining, response.bytes())
+                .await
+                .map_err(|_| UpstreamError::Timeout { attempts: 1 })?
+                .map_err(transport_error)?;
+            return Err(api_error(status, &raw, retry_after_secs));
+        }
+        let mut chunks = response.bytes_stream();
+        let first = match tokio::time::timeout(remaining, chunks.next()).await {
+            Err(_) => return Err(UpstreamError::Timeout { attempts: 1 }),
+            Ok(None) => {
+                return Err(UpstreamError::Connect {
+                    message: "the stream closed before its first event".into(),
+                    attempts: 1,
+                });
+            }
+            Ok(Some(chunk)) => chunk.map_err(transport_error)?,
+        };
+        let rest = chunks.map(|chunk| chunk.map_err(transport_error));
+        Ok(UpstreamStream {
+            chunks: Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest)),
             attempts: 1,
         })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the deadline is near; returns the
+    /// answer and the number of attempts made.
+    async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<(T, u32), UpstreamError>
+    where
+        F: Fn(Duration) -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
+        let deadline = Instant::now() + self.retry.deadline;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(UpstreamError::Timeout {
+                    attempts: attempts - 1,
+                });
+            }
+            let timeout = self.retry.attempt_timeout.min(remaining);
+            let error = match attempt(timeout).await {
+                Ok(answer) => return Ok((answer, attempts)),
+                Err(e) => e.with_attempts(attempts),
+            };
+            if !error.is_retryable() || attempts > self.retry.max_retries {
+                return Err(error);
+            }
+            let delay = self.backoff(attempts, &error);
+            // Waiting past the deadline only to fail later helps nobody: answer now.
+            if Instant::now() + delay + Duration::from_millis(100) >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(
+                attempt = attempts,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "retrying the Claude API"
+            );
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// How long to wait before retry number `retry` (1-based): `retry-after` when the API gave
@@ -127,6 +206,27 @@ fn transport_error(e: reqwest::Error) -> UpstreamError {
             message: e.without_url().to_string(),
             attempts: 1,
         }
+    }
+}
+
+fn retry_after_secs(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| s.ceil() as u64)
+}
+
+fn api_error(status: u16, raw: &[u8], retry_after_secs: Option<u64>) -> UpstreamError {
+    let (error_type, message) = parse_error_body(raw, status);
+    UpstreamError::Api {
+        status,
+        error_type,
+        message,
+        retry_after_secs,
+        attempts: 1,
     }
 }
 
@@ -160,39 +260,18 @@ impl Upstream for AnthropicUpstream {
     }
 
     async fn create_message(&self, call: &MessagesCall) -> Result<UpstreamReply, UpstreamError> {
-        let deadline = Instant::now() + self.retry.deadline;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(UpstreamError::Timeout {
-                    attempts: attempts - 1,
-                });
-            }
-            let timeout = self.retry.attempt_timeout.min(remaining);
-            let error = match self.attempt(call, timeout).await {
-                Ok(mut reply) => {
-                    reply.attempts = attempts;
-                    return Ok(reply);
-                }
-                Err(e) => e.with_attempts(attempts),
-            };
-            if !error.is_retryable() || attempts > self.retry.max_retries {
-                return Err(error);
-            }
-            let delay = self.backoff(attempts, &error);
-            // Waiting past the deadline only to fail later helps nobody: answer now.
-            if Instant::now() + delay + Duration::from_millis(100) >= deadline {
-                return Err(error);
-            }
-            tracing::warn!(
-                attempt = attempts,
-                delay_ms = delay.as_millis() as u64,
-                error = %error,
-                "retrying the Claude API"
-            );
-            tokio::time::sleep(delay).await;
-        }
+        let (mut reply, attempts) = self
+            .with_retries(|timeout| self.attempt(call, timeout))
+            .await?;
+        reply.attempts = attempts;
+        Ok(reply)
+    }
+
+    async fn stream_message(&self, call: &MessagesCall) -> Result<UpstreamStream, UpstreamError> {
+        let (mut stream, attempts) = self
+            .with_retries(|timeout| self.open_stream(call, timeout))
+            .await?;
+        stream.attempts = attempts;
+        Ok(stream)
     }
 }

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{Message, MessagesCall, Upstream, UpstreamError, UpstreamReply};
+use super::{Message, MessagesCall, Upstream, UpstreamError, UpstreamReply, UpstreamStream};
+use crate::sse;
 
 pub struct MockUpstream;
 
@@ -90,6 +91,26 @@ impl Upstream for MockUpstream {
         Ok(UpstreamReply {
             message,
             raw,
+            attempts: 1,
+        })
+    }
+
+    /// The same answer as [`MockUpstream::create_message`], replayed as the API's events.
+    async fn stream_message(&self, call: &MessagesCall) -> Result<UpstreamStream, UpstreamError> {
+        let reply = self.create_message(call).await?;
+        let message: Value =
+            serde_json::from_slice(&reply.raw).map_err(|e| UpstreamError::InvalidResponse {
+                message: e.to_string(),
+                attempts: 1,
+            })?;
+        let events = sse::replay(&message).unwrap_or_default();
+        // One chunk per event, as a real stream arrives.
+        let chunks: Vec<Result<Bytes, UpstreamError>> = events
+            .split_inclusive("\n\n")
+            .map(|event| Ok(Bytes::from(event.to_string())))
+            .collect();
+        Ok(UpstreamStream {
+            chunks: Box::pin(futures_util::stream::iter(chunks)),
             attempts: 1,
         })
     }

@@ -3,8 +3,12 @@
 pub mod anthropic;
 pub mod mock;
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use anthropic::AnthropicUpstream;
@@ -79,6 +83,15 @@ fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error>
 pub struct UpstreamReply {
     pub message: Message,
     pub raw: Bytes,
+    pub attempts: u32,
+}
+
+/// The body of a streamed call (server-sent events), chunk by chunk as it arrives.
+pub type EventBytes = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// A streamed call that has started: the status was a success and the first bytes arrived.
+pub struct UpstreamStream {
+    pub chunks: EventBytes,
     pub attempts: u32,
 }
 
@@ -161,6 +174,36 @@ pub trait Upstream: Send + Sync {
 
     /// One Messages API call (with the retries the implementation allows).
     async fn create_message(&self, call: &MessagesCall) -> Result<UpstreamReply, UpstreamError>;
+
+    /// One streamed Messages API call (`"stream": true` in the body). Retries happen only
+    /// before the first byte of the body arrives: after that the caller has seen part of it.
+    async fn stream_message(&self, call: &MessagesCall) -> Result<UpstreamStream, UpstreamError>;
+}
+
+/// What a call can ask of the upstream: a whole message, or a stream of one.
+pub trait Ask: Sized + Send {
+    fn ask<'a>(
+        upstream: &'a dyn Upstream,
+        call: &'a MessagesCall,
+    ) -> BoxFuture<'a, Result<Self, UpstreamError>>;
+}
+
+impl Ask for UpstreamReply {
+    fn ask<'a>(
+        upstream: &'a dyn Upstream,
+        call: &'a MessagesCall,
+    ) -> BoxFuture<'a, Result<Self, UpstreamError>> {
+        upstream.create_message(call)
+    }
+}
+
+impl Ask for UpstreamStream {
+    fn ask<'a>(
+        upstream: &'a dyn Upstream,
+        call: &'a MessagesCall,
+    ) -> BoxFuture<'a, Result<Self, UpstreamError>> {
+        upstream.stream_message(call)
+    }
 }
 
 #[cfg(test)]

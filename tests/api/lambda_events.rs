@@ -26,10 +26,11 @@ const EXPECTED: &[(&str, u16, Option<&str>)] = &[
     ("stats.json", 200, None),
     ("health.json", 200, None),
     ("not-found.json", 404, None),
+    ("messages.json", 200, Some("MISS")),
 ];
 
 /// Events that are not HTTP requests, exercised elsewhere.
-const NOT_HTTP: &[&str] = &["daily-summary.json", "env.example.json", "messages.json"];
+const NOT_HTTP: &[&str] = &["daily-summary.json", "env.example.json"];
 
 fn gateway_config() -> Config {
     let vars: HashMap<&str, &str> = [
@@ -77,6 +78,39 @@ async fn every_event_file_goes_through_lambda_http_to_the_router() {
         if *cache == Some("HIT") {
             assert_eq!(json["saved"].as_f64(), saved, "events/{file}");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_message_comes_back_from_lambda_as_one_buffered_event_stream() {
+    let app = startup::app(startup::build_gateway(gateway_config()).await.unwrap());
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/messages.json")).unwrap())
+            .unwrap();
+    let mut body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+    body["stream"] = Value::Bool(true);
+    event["body"] = Value::String(body.to_string());
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content-length");
+    for expected in ["MISS", "HIT"] {
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = app
+            .clone()
+            .oneshot(lambda::strip_stage(request))
+            .await
+            .unwrap();
+        // What lambda_http::run does with the body: buffer it whole.
+        let response = lambda_http::IntoResponse::into_response(response).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-cache"], expected);
+        let lambda_http::Body::Text(text) = response.body() else {
+            panic!("an event stream is sent as text, not base64");
+        };
+        assert!(text.starts_with("event: message_start\n"), "{text}");
+        assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
     }
 }
 

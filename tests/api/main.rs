@@ -10,6 +10,7 @@ mod guardrails;
 mod hostile;
 mod lambda_events;
 mod limits;
+mod messages;
 mod optimizers;
 mod stores;
 mod summary;

@@ -4,7 +4,8 @@
 //!   `anthropic-version` or a malformed body) before any scripted reply is consumed.
 //! * Replies are scripted with [`FakeAnthropic::push`] and consumed FIFO; when none is
 //!   queued, [`Reply::Echo`] answers `"Echo: <last user text>"`.
-//! * `"stream": true` gets the real server-sent-event sequence.
+//! * `"stream": true` gets the real server-sent-event sequence (tool input as
+//!   `input_json_delta` pieces, cumulative usage in `message_delta`).
 //! * Prompt caching is simulated for `cache_control` breakpoints of at least the model's minimum
 //!   (1024 tokens for most models, 2048 or 4096 for some).
 //!
@@ -109,6 +110,11 @@ pub enum Reply {
         message: String,
         retry_after_secs: Option<u64>,
     },
+    /// A tool call: a short text block, then a `tool_use` block; `stop_reason: "tool_use"`.
+    ToolUse { name: String, input: Value },
+    /// A stream that starts, sends some text, then an `error` event, as the API does when it
+    /// overloads mid-answer. A request without `"stream": true` gets the same error as a 529.
+    ErrorMidStream { error_type: String, message: String },
     /// Close the connection without any HTTP response.
     Disconnect,
     /// Never answer (sleeps for an hour).
@@ -138,6 +144,22 @@ impl Reply {
             error_type: error_type_for(status).into(),
             message: message.into(),
             retry_after_secs: None,
+        }
+    }
+
+    /// A call of tool `name` with `input`.
+    pub fn tool_use(name: impl Into<String>, input: Value) -> Reply {
+        Reply::ToolUse {
+            name: name.into(),
+            input,
+        }
+    }
+
+    /// An `overloaded_error` event after the stream started.
+    pub fn overloaded_mid_stream() -> Reply {
+        Reply::ErrorMidStream {
+            error_type: "overloaded_error".into(),
+            message: "Overloaded".into(),
         }
     }
 
@@ -352,17 +374,48 @@ fn decide(inner: &mut Inner, reply: Reply, body: &Value) -> Action {
                 retry_after_secs,
             ));
         }
+        Reply::ErrorMidStream {
+            error_type,
+            message,
+        } => {
+            if !stream {
+                return Action::Respond(error_response(529, &error_type, &message, None));
+            }
+            let msg = Message {
+                id: unique_id("msg"),
+                model,
+                outcome: Outcome::text("Partial", "end_turn", Usage::default()),
+            };
+            let mut events = msg.events();
+            // message_start, ping, content_block_start, the first delta; then the error.
+            events.truncate(4);
+            events.push(sse(
+                "error",
+                json!({"type": "error", "error": {"type": error_type, "message": message}}),
+            ));
+            return Action::Respond(event_stream(events));
+        }
         Reply::Text {
             text,
             stop_reason,
             usage,
-        } => Outcome {
-            text,
-            stop_reason,
-            stop_sequence: None,
-            usage,
-            cache_creation_1h: 0,
-        },
+        } => Outcome::text(text, &stop_reason, usage),
+        Reply::ToolUse { name, input } => {
+            let text = format!("Let me call {name}.");
+            let usage = Usage {
+                input_tokens: 10,
+                output_tokens: estimate_tokens(char_len(&text) + char_len(&input.to_string())),
+                ..Usage::default()
+            };
+            Outcome {
+                tool_use: Some(ToolCall {
+                    id: unique_id("toolu"),
+                    name,
+                    input,
+                }),
+                ..Outcome::text(text, "tool_use", usage)
+            }
+        }
         Reply::Echo => echo(inner, body),
     };
     let msg = Message {
@@ -466,6 +519,27 @@ struct Outcome {
     usage: Usage,
     /// Part of `usage.cache_creation_input_tokens` written with a 1h TTL.
     cache_creation_1h: u64,
+    /// A `tool_use` block after the text block.
+    tool_use: Option<ToolCall>,
+}
+
+struct ToolCall {
+    id: String,
+    name: String,
+    input: Value,
+}
+
+impl Outcome {
+    fn text(text: impl Into<String>, stop_reason: &str, usage: Usage) -> Outcome {
+        Outcome {
+            text: text.into(),
+            stop_reason: stop_reason.into(),
+            stop_sequence: None,
+            usage,
+            cache_creation_1h: 0,
+            tool_use: None,
+        }
+    }
 }
 
 struct Message {
@@ -498,11 +572,21 @@ impl Message {
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [{"type": "text", "text": self.outcome.text}],
+            "content": self.content(),
             "stop_reason": self.outcome.stop_reason,
             "stop_sequence": self.outcome.stop_sequence,
             "usage": self.usage_json(self.outcome.usage.output_tokens),
         })
+    }
+
+    fn content(&self) -> Value {
+        let mut content = vec![json!({"type": "text", "text": self.outcome.text})];
+        if let Some(tool) = &self.outcome.tool_use {
+            content.push(json!({
+                "type": "tool_use", "id": tool.id, "name": tool.name, "input": tool.input,
+            }));
+        }
+        Value::Array(content)
     }
 
     /// The server-sent events of a streamed response, already framed.
@@ -551,6 +635,31 @@ impl Message {
             "content_block_stop",
             json!({"type": "content_block_stop", "index": 0}),
         ));
+        if let Some(tool) = &o.tool_use {
+            events.push(sse(
+                "content_block_start",
+                json!({
+                    "type": "content_block_start",
+                    "index": 1,
+                    "content_block": {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}},
+                }),
+            ));
+            let json: Vec<char> = tool.input.to_string().chars().collect();
+            for piece in json.chunks(json.len().div_ceil(3).max(1)) {
+                events.push(sse(
+                    "content_block_delta",
+                    json!({
+                        "type": "content_block_delta",
+                        "index": 1,
+                        "delta": {"type": "input_json_delta", "partial_json": piece.iter().collect::<String>()},
+                    }),
+                ));
+            }
+            events.push(sse(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 1}),
+            ));
+        }
         events.push(sse(
             "message_delta",
             json!({
@@ -607,7 +716,10 @@ fn error_response(
 }
 
 fn stream_response(msg: Message) -> Response {
-    let events = msg.events();
+    event_stream(msg.events())
+}
+
+fn event_stream(events: Vec<String>) -> Response {
     let body = futures_util::stream::unfold(
         (events.into_iter(), true),
         |(mut events, first)| async move {
@@ -785,6 +897,7 @@ fn echo(inner: &mut Inner, body: &Value) -> Outcome {
             cache_read_input_tokens: read,
         },
         cache_creation_1h: created_1h,
+        tool_use: None,
     }
 }
 

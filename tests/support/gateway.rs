@@ -192,6 +192,16 @@ impl Gateway {
             .await
     }
 
+    /// A GET with a gateway key in `x-api-key`.
+    pub async fn get_with_key(&self, path: &str, key: &str) -> Reply {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .header("x-api-key", key),
+        )
+        .await
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("the gateway answers");
         Reply {
