@@ -8,6 +8,7 @@ mod dashboard;
 mod errors;
 mod lambda_events;
 mod limits;
+mod openapi;
 mod stores;
 mod summary;
 
