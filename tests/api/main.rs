@@ -11,6 +11,7 @@ mod hostile;
 mod lambda_events;
 mod limits;
 mod messages;
+mod openapi;
 mod optimizers;
 mod stores;
 mod summary;

@@ -137,6 +137,8 @@ async fn the_scheduled_event_summarises_yesterday_logs_one_line_and_posts_the_we
     let runtime = FakeRuntime::start(vec![
         event("daily-summary.json"),
         json!({"ai_gateway_task": "weekly_summary"}).to_string(),
+        json!({"ai_gateway_task": "daily_summary", "date": "2026-13-01"}).to_string(),
+        json!({"hello": "world"}).to_string(),
         event("generate.json"),
     ])
     .await;
@@ -148,7 +150,7 @@ async fn the_scheduled_event_summarises_yesterday_logs_one_line_and_posts_the_we
             .env("SUMMARY_WEBHOOK_URL", &webhook.url),
         &runtime,
     );
-    let answers = runtime.answers(3, &mut function).await;
+    let answers = runtime.answers(5, &mut function).await;
 
     let summary = &answers[0];
     assert_summary(summary, &yesterday);
@@ -163,17 +165,28 @@ async fn the_scheduled_event_summarises_yesterday_logs_one_line_and_posts_the_we
         "the webhook gets what the invocation returns"
     );
 
-    let error = &answers[1]["invocation_error"];
-    assert_eq!(error["errorType"], "UnknownTask", "{answers:#?}");
-    let message = error["errorMessage"].as_str().unwrap();
-    assert!(
-        message.contains("weekly_summary") && message.contains("daily_summary"),
-        "{message}"
-    );
+    for (answer, error_type, names) in [
+        (
+            &answers[1],
+            "UnknownTask",
+            ["weekly_summary", "daily_summary"],
+        ),
+        (&answers[2], "InvalidTask", ["2026-13-01", "YYYY-MM-DD"]),
+        (
+            &answers[3],
+            "UnsupportedEvent",
+            ["HTTP event", "ai_gateway_task"],
+        ),
+    ] {
+        let error = &answer["invocation_error"];
+        assert_eq!(error["errorType"], error_type, "{answers:#?}");
+        let message = error["errorMessage"].as_str().unwrap();
+        assert!(names.iter().all(|n| message.contains(n)), "{message}");
+    }
 
     // The same process still serves HTTP events afterwards.
-    assert_eq!(answers[2]["statusCode"], 200, "{answers:#?}");
-    assert_eq!(answers[2]["headers"]["x-cache"], "MISS");
+    assert_eq!(answers[4]["statusCode"], 200, "{answers:#?}");
+    assert_eq!(answers[4]["headers"]["x-cache"], "MISS");
 
     let lines = function.log_lines("daily_summary");
     assert_eq!(lines.len(), 1, "one log line per summary: {lines:#?}");

@@ -4,4 +4,5 @@
 pub mod fake_anthropic;
 pub mod gateway;
 pub mod lambda_runtime;
+pub mod openapi;
 pub mod redis;
