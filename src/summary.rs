@@ -119,11 +119,12 @@ pub async fn summarize(gateway: &Gateway, day: NaiveDate) -> Result<Summary, Sto
 }
 
 /// Every tenant a request can be counted under: one per key name (a rotated key may repeat a
-/// name), and `anonymous` when keyless use is allowed.
+/// name), and `anonymous` when there are no keys and keyless use is allowed.
 fn tenant_names(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let keyed = config.gateway_keys.iter().map(|k| k.tenant.as_str());
-    let anonymous = config.allow_anonymous.then_some(ANONYMOUS);
+    // Requests are anonymous only when no keys are configured (see `auth::caller_for`).
+    let anonymous = (config.allow_anonymous && config.gateway_keys.is_empty()).then_some(ANONYMOUS);
     for name in keyed.chain(anonymous) {
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());

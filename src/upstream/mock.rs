@@ -59,9 +59,8 @@ impl Upstream for MockUpstream {
         let all_input: String = messages.iter().map(|m| text_of(&m["content"])).collect();
 
         let excerpt: String = last_user.chars().take(160).collect();
-        let mut text = format!(
-            "[offline mock of {model}; set ANTHROPIC_API_KEY for real answers] A reply to: {excerpt}"
-        );
+        let mut text =
+            format!("[offline mock of {model}: no Claude call was made] A reply to: {excerpt}");
         let mut stop_reason = "end_turn";
         if estimate_tokens(&text) > max_tokens {
             text = text.chars().take((max_tokens * 4) as usize).collect();
