@@ -176,8 +176,9 @@ impl Gateway {
             key,
             started,
             fell_back,
+            failed_attempts,
         } = asked;
-        let attempts = stream.attempts;
+        let attempts = stream.attempts + failed_attempts;
         let idle = self.config.upstream_timeout;
         let assembled = self
             .hold_lease(&ticket, pump(stream.chunks, idle, &to_caller))

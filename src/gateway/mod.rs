@@ -142,6 +142,8 @@ pub struct Asked<T> {
     pub key: CacheKey,
     pub started: Instant,
     pub fell_back: bool,
+    /// Attempts spent on the requested model before the fallback answered (they count too).
+    pub failed_attempts: u32,
 }
 
 /// How a cached call ended.
@@ -256,8 +258,10 @@ impl Gateway {
         ticket: &Ticket,
     ) -> Result<Fresh, (UpstreamError, u32)> {
         let asked = self.ask_upstream::<UpstreamReply>(c, ticket).await?;
+        let mut reply = asked.answer;
+        reply.attempts += asked.failed_attempts;
         Ok(Fresh {
-            reply: asked.answer,
+            reply,
             key: asked.key,
             upstream_ms: asked.started.elapsed().as_millis() as u64,
             fell_back: asked.fell_back,
@@ -283,6 +287,7 @@ impl Gateway {
                     key: c.key.clone(),
                     started,
                     fell_back: false,
+                    failed_attempts: 0,
                 });
             }
             Err(error) => error,
@@ -305,6 +310,7 @@ impl Gateway {
                 key,
                 started,
                 fell_back: true,
+                failed_attempts: error.attempts(),
             }),
             Ok(Err(second)) => {
                 let attempts = error.attempts() + second.attempts();
