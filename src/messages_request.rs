@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
+use crate::upstream::mock::text_of;
 
 /// Fields that do not change the answer, so not part of the cache key: how it is delivered,
 /// and the caller's own labels.
@@ -101,19 +102,6 @@ impl MessagesRequest {
 
 fn invalid(message: &str) -> GatewayError {
     GatewayError::InvalidRequest(message.to_string())
-}
-
-/// A string, or the `text` of content blocks joined.
-fn text_of(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(blocks) => blocks
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
 }
 
 /// The request body without [`NOT_IN_KEY`], serialized with sorted keys.

@@ -16,7 +16,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
 }
 
 /// All the text in a `system` or `content` value: a string, or blocks with `text`.
-fn text_of(value: &Value) -> String {
+pub(crate) fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Array(blocks) => blocks
