@@ -82,6 +82,11 @@ impl RedisStore {
         &self,
         call: impl Future<Output = Result<T, fred::error::Error>>,
     ) -> Result<T, StoreError> {
+        // While the client knows it is disconnected (it reconnects in the background), fail at
+        // once instead of spending REDIS_TIMEOUT_MS of every request on a known outage.
+        if !self.client.is_connected() {
+            return Err(StoreError::Backend("not connected (reconnecting)".into()));
+        }
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if *e.kind() == fred::error::ErrorKind::Timeout => Err(StoreError::Timeout),
