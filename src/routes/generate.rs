@@ -30,11 +30,6 @@ pub async fn generate(
     .await;
     let mut response = match result {
         Ok(generated) => {
-            log.cache = Some(generated.status.as_header());
-            log.cache_key = Some(generated.cache_key.clone());
-            log.model = Some(generated.model.clone());
-            log.cost_usd = generated.cost;
-            log.upstream_ms = generated.upstream_ms;
             let mut response = axum::Json(&generated).into_response();
             let headers = response.headers_mut();
             headers.insert(
@@ -44,6 +39,12 @@ pub async fn generate(
             if gateway.upstream.name() == "mock" {
                 headers.insert("x-upstream", HeaderValue::from_static("mock"));
             }
+            // Rendered: the strings move into the log line instead of being copied.
+            log.cache = Some(generated.status.as_header());
+            log.cost_usd = generated.cost;
+            log.upstream_ms = generated.upstream_ms;
+            log.cache_key = Some(generated.cache_key);
+            log.model = Some(generated.model);
             response
         }
         Err(error) => error.into_gateway_response(),
