@@ -11,14 +11,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
-/// `RUST_LOG` when set, else `info` with chatty dependencies quieted; lines go to stdout.
+/// Levels per target from `RUST_LOG` (`info`, `info,ai_gateway=debug`), else `info` with chatty
+/// dependencies quieted; lines go to stdout.
 pub fn init(format: LogFormat) {
     init_with_writer(format, std::io::stdout);
 }
@@ -28,14 +29,18 @@ pub fn init_with_writer<W>(format: LogFormat, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,fred=warn,lambda_runtime=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    const DEFAULT: &str = "info,fred=warn,lambda_runtime=warn,hyper=warn";
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse().ok())
+        .unwrap_or_else(|| DEFAULT.parse().expect("the default filter parses"));
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry.with(layer.event_format(JsonLines)).try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
     };
 }
 
