@@ -45,12 +45,13 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> ExitCode {
     telemetry::init(config.log_format);
     // A Lambda instance serves one request at a time: a single thread avoids handing work
-    // between threads for nothing.
-    let mut builder = match config.runtime {
-        Runtime::Lambda => tokio::runtime::Builder::new_current_thread(),
-        Runtime::Local => {
+    // between threads for nothing (BENCHMARKS.md has the figures). WORKER_THREADS still asks
+    // for a multi-thread runtime there, which is how the comparison is measured.
+    let mut builder = match (config.runtime, config.worker_threads) {
+        (Runtime::Lambda, None) => tokio::runtime::Builder::new_current_thread(),
+        (_, workers) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = config.worker_threads {
+            if let Some(n) = workers {
                 b.worker_threads(n);
             }
             b

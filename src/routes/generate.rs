@@ -30,11 +30,6 @@ pub async fn generate(
     .await;
     let mut response = match result {
         Ok(generated) => {
-            log.cache = Some(generated.status.as_header());
-            log.cache_key = Some(generated.cache_key);
-            log.model = Some(generated.model);
-            log.cost_usd = generated.cost;
-            log.upstream_ms = generated.upstream_ms;
             let mut response = (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 generated.body,
@@ -48,6 +43,12 @@ pub async fn generate(
             if gateway.upstream.name() == "mock" {
                 headers.insert("x-upstream", HeaderValue::from_static("mock"));
             }
+            // Rendered: the strings move into the log line instead of being copied.
+            log.cache = Some(generated.status.as_header());
+            log.cost_usd = generated.cost;
+            log.upstream_ms = generated.upstream_ms;
+            log.cache_key = Some(generated.cache_key);
+            log.model = Some(generated.model);
             response
         }
         Err(error) => error.into_gateway_response(),

@@ -31,8 +31,8 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Builds the client and starts connecting in the background: start-up never waits for, or
-    /// fails on, a Redis that is down; requests meet it through their own timeout.
+    /// Builds the client and connects: start-up never fails on, and waits at most `timeout`
+    /// for, a Redis that is down; requests meet it through their own timeout.
     pub async fn connect(
         url: &SecretString,
         ca_file: Option<&Path>,
@@ -46,36 +46,31 @@ impl RedisStore {
         } else if ca_file.is_some() {
             tracing::warn!("REDIS_CA_FILE is set but REDIS_URL is not rediss://; ignoring it");
         }
-        config.fail_fast = false;
-        let client = Builder::from_config(config)
-            .with_performance_config(|perf| perf.default_command_timeout = timeout)
-            .with_connection_config(|conn| {
-                conn.connection_timeout = timeout.max(Duration::from_secs(2));
-                conn.internal_command_timeout = timeout.max(Duration::from_secs(2));
-                // A command is tried once: a retry after our timeout would count twice.
-                conn.max_command_attempts = 1;
-                conn.tcp = fred::types::config::TcpConfig {
-                    nodelay: Some(true),
-                    ..Default::default()
-                };
-            })
-            // Reconnect forever, quickly at first, at most every 2 s.
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build()
-            .map_err(|e| format!("cannot build the Redis client ({:?})", e.kind()))?;
-        client.connect();
-        let store = RedisStore {
+        // The first attempt is made at once (`fail_fast`): a client that reconnects by its
+        // policy waits the policy's first delay (50–150 ms) before even trying, which was
+        // most of a cold start. Later disconnects reconnect by the policy either way.
+        config.fail_fast = true;
+        let client = build_client(config.clone(), timeout)?;
+        let first = client.connect();
+        let client = match tokio::time::timeout(timeout, client.wait_for_connect()).await {
+            Ok(Ok(())) => client,
+            _ => {
+                // Down or slow at start: serve without it, and keep trying in the background.
+                first.abort();
+                config.fail_fast = false;
+                let client = build_client(config, timeout)?;
+                client.connect();
+                client
+            }
+        };
+        Ok(RedisStore {
             client,
             admit: Script::from_lua(ADMIT_LUA),
             record: Script::from_lua(RECORD_LUA),
             poll: Script::from_lua(POLL_LUA),
             lease: Script::from_lua(LEASE_LUA),
             timeout,
-        };
-        // Give a healthy Redis a moment so the first request finds a connection; a dead one
-        // must not hold up start-up.
-        let _ = tokio::time::timeout(timeout, store.client.wait_for_connect()).await;
-        Ok(store)
+        })
     }
 
     async fn bounded<T>(
@@ -126,6 +121,25 @@ impl RedisStore {
             .await?;
         Ok(reply.as_i64() == Some(1))
     }
+}
+
+fn build_client(config: fred::types::config::Config, timeout: Duration) -> Result<Client, String> {
+    Builder::from_config(config)
+        .with_performance_config(|perf| perf.default_command_timeout = timeout)
+        .with_connection_config(|conn| {
+            conn.connection_timeout = timeout.max(Duration::from_secs(2));
+            conn.internal_command_timeout = timeout.max(Duration::from_secs(2));
+            // A command is tried once: a retry after our timeout would count twice.
+            conn.max_command_attempts = 1;
+            conn.tcp = fred::types::config::TcpConfig {
+                nodelay: Some(true),
+                ..Default::default()
+            };
+        })
+        // Reconnect forever, quickly at first, at most every 2 s.
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+        .build()
+        .map_err(|e| format!("cannot build the Redis client ({:?})", e.kind()))
 }
 
 /// The system roots plus the CA in `REDIS_CA_FILE`, if any.

@@ -9,9 +9,10 @@ local stats = KEYS[1]
 local limit = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
 
+-- The hash gets its lifetime when a count creates its field (HINCRBY answers 1): once a day per
+-- field, not a TTL check on every request.
 local function count(field)
-  redis.call('HINCRBY', stats, field, 1)
-  if redis.call('TTL', stats) == -1 then
+  if redis.call('HINCRBY', stats, field, 1) == 1 and redis.call('TTL', stats) == -1 then
     redis.call('EXPIRE', stats, ARGV[3])
   end
 end

@@ -11,10 +11,15 @@ if ARGV[2] == '1' then
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 
+-- Counters only grow, so a count equal to its increment created its field: only then can the
+-- hash be new and need its lifetime (no TTL check on every miss).
+local created = false
 for i = 7, #ARGV, 2 do
-  redis.call('HINCRBY', stats, ARGV[i], ARGV[i + 1])
+  if redis.call('HINCRBY', stats, ARGV[i], ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
+    created = true
+  end
 end
-if #ARGV >= 7 and redis.call('TTL', stats) == -1 then
+if created and redis.call('TTL', stats) == -1 then
   redis.call('EXPIRE', stats, ARGV[1])
 end
 
