@@ -68,10 +68,14 @@ async fn generate(app: &Router, body: Bytes) -> (u16, String, Bytes) {
     (status, cache, body)
 }
 
-/// Stores the answer for `hit_body` (a miss), checks the next call hits; returns its cache key.
+/// Stores the answer for `hit_body` (a miss, or a hit when an earlier app stored it in the same
+/// Redis), checks the next call hits; returns its cache key.
 async fn seed(app: &Router, hit_body: &Bytes) -> String {
     let (status, cache, body) = generate(app, hit_body.clone()).await;
-    assert_eq!((status, cache.as_str()), (200, "MISS"), "{body:?}");
+    assert!(
+        status == 200 && (cache == "MISS" || cache == "HIT"),
+        "{status} {cache} {body:?}"
+    );
     let (status, cache, _) = generate(app, hit_body.clone()).await;
     assert_eq!((status, cache.as_str()), (200, "HIT"));
     let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
