@@ -24,4 +24,7 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
 fi
 
-cargo test --all-targets "$@"
+# Unit, black-box API and doc tests. The benches (wrk, valgrind, minutes of load) are not tests:
+# they are compiled here so they cannot rot, and run by scripts/bench.sh.
+cargo build --benches --quiet
+cargo test --lib --bins --tests "$@"
